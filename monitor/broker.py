@@ -1,0 +1,123 @@
+"""The ZeroMQ side: a greenlet that receives the broker's messages and publishes them.
+
+The socket is a ``ROUTER`` with the identity ``recodex-monitor`` (the broker
+addresses its messages to that peer name) bound at ``zeromq_uri``.  The context
+is created in :meth:`BrokerListener.start`, in the gunicorn worker after fork,
+because ZeroMQ contexts do not survive a fork.  A socket error never ends the
+listener: it logs, waits with back-off and binds a fresh socket, while the
+WebSocket side keeps serving the channels it has.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import gevent
+import zmq.green as zmq
+
+from .config import Endpoint
+from .messages import MalformedMessage, Message, decode
+
+log = logging.getLogger(__name__)
+
+IDENTITY = b"recodex-monitor"
+BACKOFF_FIRST = 0.2
+BACKOFF_MAX = 10.0
+
+
+class BrokerListener:
+    """Owns the ROUTER socket and the greenlet reading it; see the module docstring."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        on_message: Callable[[Message], None],
+        on_exit: Callable[[], None],
+        on_malformed: Callable[[str], None],
+    ) -> None:
+        self.endpoint = endpoint
+        self.on_message = on_message
+        self.on_exit = on_exit
+        self.on_malformed = on_malformed
+        self.bound = False
+        self.last_message_at: float | None = None
+        self.failures = 0
+        self._context: zmq.Context | None = None
+        self._socket: zmq.Socket | None = None
+        self._greenlet: gevent.Greenlet | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._greenlet is not None and not self._greenlet.dead
+
+    def start(self) -> None:
+        self._context = zmq.Context()
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=1.0)
+        self._close_socket()
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+
+    def _run(self) -> None:
+        backoff = BACKOFF_FIRST
+        while True:
+            try:
+                self._bind()
+                backoff = BACKOFF_FIRST
+                self._receive_forever()
+            except zmq.ZMQError as exc:
+                self.failures += 1
+                log.error(
+                    "ZeroMQ socket at %s failed (%s): binding a new one in %.1f s",
+                    self.endpoint.zmq_address(),
+                    exc,
+                    backoff,
+                )
+            self._close_socket()
+            gevent.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _bind(self) -> None:
+        socket = self._context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.IDENTITY, IDENTITY)
+        self._socket = socket
+        socket.bind(self.endpoint.zmq_address())
+        self.bound = True
+        log.info(
+            "listening for the broker at %s (ZeroMQ ROUTER, identity %s)",
+            self.endpoint.zmq_address(),
+            IDENTITY.decode(),
+        )
+
+    def _receive_forever(self) -> None:
+        socket = self._socket
+        while True:
+            frames = socket.recv_multipart()
+            received_at = time.monotonic()
+            self.last_message_at = received_at
+            try:
+                message = decode(frames[1:], received_at)
+            except MalformedMessage as exc:
+                log.warning("dropped a malformed broker message: %s", exc)
+                self.on_malformed(str(exc))
+                continue
+            if message.is_exit:
+                self.on_exit()
+                continue
+            try:
+                self.on_message(message)
+            except Exception:
+                log.exception("failed to publish %r", message)
+
+    def _close_socket(self) -> None:
+        self.bound = False
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None

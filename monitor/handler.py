@@ -1,0 +1,65 @@
+"""The gevent-websocket handler class, where upgrades are admitted or refused.
+
+gevent-websocket answers the upgrade with 101 before any Flask view runs, so an
+upgrade that must be refused (foreign origin: 403; too many sockets: 503) is
+refused here, and the connection's frame layer is swapped for
+:class:`monitor.websocket.MonitorWebSocket` before the view sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from geventwebsocket.handler import WebSocketHandler
+
+from .service import Monitor
+from .websocket import MonitorWebSocket
+
+EXTENSION_KEY = "recodex_monitor"
+log = logging.getLogger(__name__)
+
+
+class MonitorHandler(WebSocketHandler):
+    """Per-connection handler used by :class:`monitor.worker.MonitorWorker`."""
+
+    @property
+    def logger(self) -> logging.Logger:
+        return log
+
+    @property
+    def monitor(self) -> Monitor:
+        return self.application.extensions[EXTENSION_KEY]
+
+    def upgrade_websocket(self) -> list[bytes] | None:
+        if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            refusal = self.monitor.admission(self.environ)
+            if refusal is not None:
+                self.monitor.stats.closed[refusal.kind] += 1
+                self.start_response(refusal.status, refusal.headers)
+                return [refusal.body]
+        result = super().upgrade_websocket()
+        plain = self.environ.get("wsgi.websocket")
+        if plain is not None:
+            plain.closed = True
+            self.websocket = MonitorWebSocket(
+                self.environ, plain.stream, self, self.monitor.config.websocket.max_message_size
+            )
+            self.environ["wsgi.websocket"] = self.websocket
+        return result
+
+    def run_websocket(self) -> None:
+        """Run the view with the socket counted as open; unlike the base class, keep no client list."""
+        monitor = self.monitor
+        monitor.open_sockets += 1
+        try:
+            for _ in self.application(self.environ, lambda status, headers, exc_info=None: None):
+                pass
+        finally:
+            monitor.open_sockets -= 1
+            self.websocket.abort()
+            self.environ["wsgi.websocket"] = None
+            self.websocket = None
+
+    def log_request(self) -> None:
+        if "101" not in str(self.status):
+            log.debug(self.format_request())
