@@ -148,7 +148,9 @@ class Session:
             return
         self.channel = self.monitor.registry.subscribe(first, self)
         self._subscribed = True
-        self.monitor.stats.replayed += len(self.channel.history)
+        replayed = len(self.channel.history)
+        self.monitor.stats.replayed += replayed
+        log.debug("%s subscribed to %r with a replay of %d message(s)", self.peer, first, replayed)
         while self.ws.receive() is not None:
             pass
         self.end(Close(None, self.ws.close_reason or "client gone", "client_gone"))
