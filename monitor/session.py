@@ -26,7 +26,6 @@ from .websocket import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
-    CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNSUPPORTED_DATA,
     MonitorWebSocket,
@@ -65,6 +64,7 @@ class Session:
         "_queue",
         "_reader",
         "_subscribed",
+        "_next_ping",
         "channel",
         "config",
         "ended_by",
@@ -89,6 +89,7 @@ class Session:
         self._queue: SimpleQueue = SimpleQueue()
         self._reader: gevent.Greenlet | None = None
         self._subscribed = False
+        self._next_ping = 0.0
 
     def deliver(self, data: bytes, count: int) -> bool:
         if self.ended_by is not None:
@@ -160,35 +161,17 @@ class Session:
             return Close(CLOSE_UNSUPPORTED_DATA, "expected the job id as a text message", "bad_input")
         if not message:
             return Close(CLOSE_POLICY_VIOLATION, "empty job id", "bad_input")
-        if len(message.encode("utf-8")) > self.config.max_message_size:
-            return Close(CLOSE_TOO_BIG, "job id too long", "bad_input")
         return None
 
     def _write_loop(self) -> None:
-        config = self.config
         queue = self._queue
-        first_deadline = self.started + config.first_message_timeout
-        next_ping = self.started + config.ping_interval
+        send_timeout = self.config.send_timeout
+        self._next_ping = self.started + self.config.ping_interval
         while True:
-            now = time.monotonic()
-            deadline = next_ping if self._subscribed else min(next_ping, first_deadline)
+            wake = self._check_timers(time.monotonic())
             try:
-                item = queue.get(timeout=max(0.0, deadline - now))
+                item = queue.get(timeout=max(0.0, wake - time.monotonic()))
             except Empty:
-                now = time.monotonic()
-                if not self._subscribed and now >= first_deadline:
-                    self.end(
-                        Close(
-                            CLOSE_POLICY_VIOLATION,
-                            f"no job id within {config.first_message_timeout:g} s",
-                            "timeout",
-                        )
-                    )
-                elif now - self.ws.last_seen > config.ping_interval + config.ping_timeout:
-                    self.end(Close(CLOSE_INTERNAL_ERROR, "keepalive ping timeout", "timeout"))
-                elif now >= next_ping:
-                    self.ws.write(ping_frame(), config.send_timeout)
-                    next_ping = now + config.ping_interval
                 continue
             batch = []
             while not isinstance(item, Close):
@@ -199,12 +182,33 @@ class Session:
             if batch:
                 count = self.pending
                 self.pending = 0
-                self.ws.write(b"".join(batch) if len(batch) > 1 else batch[0], config.send_timeout)
+                self.ws.write(b"".join(batch) if len(batch) > 1 else batch[0], send_timeout)
                 self.sent += count
                 self.monitor.stats.delivered += count
             if isinstance(item, Close):
                 self._close(item)
                 return
+
+    def _check_timers(self, now: float) -> float:
+        """Enforce the job-id deadline and the keepalive, whether or not messages flow.
+
+        Returns the time at which to look again.
+        """
+        config = self.config
+        silent_until = self.ws.last_seen + config.ping_interval + config.ping_timeout
+        if now > silent_until:
+            self.end(Close(CLOSE_INTERNAL_ERROR, "keepalive ping timeout", "timeout"))
+        elif now >= self._next_ping:
+            self.ws.write(ping_frame(), config.send_timeout)
+            self._next_ping = now + config.ping_interval
+        wake = min(self._next_ping, silent_until + 0.001)
+        if not self._subscribed:
+            deadline = self.started + config.first_message_timeout
+            if now >= deadline:
+                reason = f"no job id within {config.first_message_timeout:g} s"
+                self.end(Close(CLOSE_POLICY_VIOLATION, reason, "timeout"))
+            wake = min(wake, deadline)
+        return wake
 
     def _close(self, close: Close) -> None:
         if close.code is not None and not self.ws.closed:
