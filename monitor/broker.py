@@ -24,7 +24,10 @@ log = logging.getLogger(__name__)
 
 IDENTITY = b"recodex-monitor"
 BACKOFF_FIRST = 0.2
-BACKOFF_MAX = 10.0
+BACKOFF_MAX = 5.0
+# A burst of queued broker messages is read without blocking, so the listener yields
+# now and then to let the socket writers drain their queues.
+YIELD_EVERY = 100
 
 
 class BrokerListener:
@@ -98,7 +101,12 @@ class BrokerListener:
 
     def _receive_forever(self) -> None:
         socket = self._socket
+        unyielded = 0
         while True:
+            unyielded += 1
+            if unyielded >= YIELD_EVERY:
+                unyielded = 0
+                gevent.sleep(0)
             frames = socket.recv_multipart()
             received_at = time.monotonic()
             self.last_message_at = received_at

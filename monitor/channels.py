@@ -135,8 +135,8 @@ class ChannelRegistry:
         channel = self.channels.get(channel_id)
         if channel is None:
             channel = self._create(channel_id, now)
-        if channel.history:
-            subscriber.deliver(channel.replay(), len(channel.history))
+        if channel.history and not subscriber.deliver(channel.replay(), len(channel.history)):
+            return channel
         if channel.finished:
             subscriber.finish()
             return channel

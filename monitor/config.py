@@ -170,7 +170,7 @@ def _endpoint(value: Any) -> Endpoint:
     ):
         raise _Invalid(f'expected a list of host and port, like ["127.0.0.1", 4567], got {_describe(value)}')
     port = value[1]
-    if isinstance(port, str) and port.isdigit():
+    if isinstance(port, str) and port.isascii() and port.isdigit():
         port = int(port)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise _Invalid(f"expected a port from 1 to 65535, got {_describe(value[1])}")
@@ -324,9 +324,11 @@ def load_config(path: str | None) -> tuple[Config, list[str]]:
         raise ConfigError(f"{path}: the configuration file is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+        if where is not None:
+            detail = f" at line {where.line + 1}, column {where.column + 1}: {exc.problem}"
+        else:
+            detail = ": " + " ".join(str(exc).split())
+        raise ConfigError(f"{path}: not valid YAML{detail}") from None
     try:
         return parse_config(raw, source=os.path.abspath(path))
     except ConfigError as exc:

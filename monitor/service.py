@@ -146,6 +146,8 @@ class Monitor:
         deadline = time.monotonic() + self.config.server.shutdown_timeout
         while self.sessions and time.monotonic() < deadline:
             gevent.sleep(0.02)
+        for session in list(self.sessions):
+            session.ws.abort()
         if self._reaper is not None:
             self._reaper.kill(block=False)
         self.listener.stop()

@@ -61,10 +61,10 @@ class Session:
     """A subscriber of one channel; see the module docstring."""
 
     __slots__ = (
+        "_next_ping",
         "_queue",
         "_reader",
         "_subscribed",
-        "_next_ping",
         "channel",
         "config",
         "ended_by",
@@ -103,6 +103,10 @@ class Session:
                     "slow",
                 )
             )
+            if self.ws.writing:
+                # Stuck in a write, the writer would only see the close after send_timeout;
+                # half a frame is out, so no close frame can follow: drop the connection.
+                self.ws.abort()
             return False
         self._queue.put(data)
         return True
@@ -125,7 +129,8 @@ class Session:
             self.ended_by = Close(None, f"send blocked for over {self.config.send_timeout:g} s", "slow")
             self.ws.abort()
         except OSError:
-            self.ended_by = CLIENT_GONE
+            if self.ended_by is None:
+                self.ended_by = CLIENT_GONE
         except Exception:
             log.exception("session of %s on channel %r failed", self.peer, self.channel_id)
             self.ended_by = Close(None, "internal error", "error")

@@ -59,6 +59,11 @@ class MonitorWebSocket(WebSocket):
         self._message_size = 0
         self._socket = handler.socket
 
+    @property
+    def writing(self) -> bool:
+        """Whether a write is under way (and possibly blocked on a client that stopped reading)."""
+        return self._write_lock.locked()
+
     def write(self, data: bytes, timeout: float | None = None) -> None:
         """Write raw frame bytes; raises :class:`SendTimeout` or ``OSError``."""
         with self._write_lock:

@@ -209,3 +209,62 @@ def subscribe_and_sync(monitor: MonitorProcess, broker: Broker, ws_channel: str,
     broker.send(ws_channel, "DOWNLOADED")
     assert receive_json(ws) == {"command": "DOWNLOADED"}
     return ws
+
+
+def raw_websocket(
+    port: int, path: str = "/", headers: dict[str, str] | None = None, rcvbuf: int | None = None
+) -> tuple[socket.socket, bytes]:
+    """A bare TCP socket that did the opening handshake and nothing else: a client we fully control.
+
+    Returns the socket and the HTTP response head (so refusals can be checked too).
+    """
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    raw.settimeout(5)
+    raw.connect(("127.0.0.1", port))
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
+    ]
+    raw.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = raw.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    return raw, head
+
+
+def masked_text_frame(text: str) -> bytes:
+    """A client text frame (clients must mask; a zero mask keeps the payload readable)."""
+    payload = text.encode("utf-8")
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + b"\x00\x00\x00\x00" + payload
+
+
+def read_frame(raw: socket.socket) -> tuple[int, bytes]:
+    """One server frame from a raw socket: opcode and payload."""
+
+    def exactly(size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = raw.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("connection closed inside a frame")
+            data += chunk
+        return data
+
+    first, second = exactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(exactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(exactly(8), "big")
+    return first & 0x0F, exactly(length)
