@@ -38,7 +38,7 @@ class BrokerListener:
         endpoint: Endpoint,
         on_message: Callable[[Message], None],
         on_exit: Callable[[], None],
-        on_malformed: Callable[[str], None],
+        on_malformed: Callable[[], None],
     ) -> None:
         self.endpoint = endpoint
         self.on_message = on_message
@@ -114,7 +114,7 @@ class BrokerListener:
                 message = decode(frames[1:], received_at)
             except MalformedMessage as exc:
                 log.warning("dropped a malformed broker message: %s", exc)
-                self.on_malformed(str(exc))
+                self.on_malformed()
                 continue
             if message.is_exit:
                 self.on_exit()

@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 class Subscriber(Protocol):
     """What a channel needs from a connection; :class:`monitor.session.Session` is one."""
 
-    def deliver(self, data: bytes, count: int) -> bool:
-        """Queue ``count`` messages already encoded as ``data``; False once the subscriber gave up."""
+    def deliver(self, data: bytes, count: int, received_at: float | None = None) -> bool:
+        """Queue ``count`` messages already encoded as ``data``; False once the subscriber gave up.
+
+        ``received_at`` is when the broker's message arrived (``time.monotonic()``), for the
+        delivery latency; a replay has none.
+        """
 
     def finish(self) -> None:
         """The job is finished: close after everything queued so far."""
@@ -117,7 +121,7 @@ class ChannelRegistry:
         delivered = 0
         gone = []
         for subscriber in channel.subscribers:
-            if subscriber.deliver(message.frame, 1):
+            if subscriber.deliver(message.frame, 1, message.received_at):
                 delivered += 1
             else:
                 gone.append(subscriber)

@@ -71,11 +71,12 @@ class Monitor:
         self._reaper = gevent.spawn(self._reap_forever)
 
     def publish(self, message: Message) -> None:
-        self.stats.received[message.command] += 1
+        self.stats.count_received(message.command)
         log.debug("broker: %s -> %r", message.text, message.channel)
         self.registry.publish(message)
 
     def exit_command(self) -> None:
+        self.stats.count_received("exit")
         if not self.config.broker.allow_exit_command:
             log.warning("broker sent the exit command; ignored (broker.allow_exit_command is false)")
             return
@@ -159,7 +160,7 @@ class Monitor:
             return False
         return any(ip in network for network in self._trusted_proxies)
 
-    def _malformed(self, reason: str) -> None:
+    def _malformed(self) -> None:
         self.stats.malformed += 1
 
     def _reap_forever(self) -> None:

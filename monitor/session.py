@@ -45,11 +45,16 @@ CLOSE_REPLY_WAIT = 0.5
 
 @dataclass(frozen=True)
 class Close:
-    """Why and how a session ends.  ``code`` None: the client is gone, send nothing."""
+    """Why and how a session ends.
+
+    ``code`` None: the client is gone, send nothing.  ``flush`` False: drop what is
+    still queued (a client too slow to read it would only delay its own close).
+    """
 
     code: int | None
     reason: str
     kind: str
+    flush: bool = True
 
 
 CLIENT_GONE = Close(None, "client gone", "client_gone")
@@ -62,6 +67,7 @@ class Session:
 
     __slots__ = (
         "_next_ping",
+        "_oldest_received_at",
         "_queue",
         "_reader",
         "_subscribed",
@@ -90,10 +96,13 @@ class Session:
         self._reader: gevent.Greenlet | None = None
         self._subscribed = False
         self._next_ping = 0.0
+        self._oldest_received_at: float | None = None
 
-    def deliver(self, data: bytes, count: int) -> bool:
+    def deliver(self, data: bytes, count: int, received_at: float | None = None) -> bool:
         if self.ended_by is not None:
             return False
+        if not self.pending:
+            self._oldest_received_at = received_at
         self.pending += count
         if self.pending > self.config.max_pending:
             self.end(
@@ -101,6 +110,7 @@ class Session:
                     CLOSE_TRY_AGAIN_LATER,
                     f"too slow: over {self.config.max_pending} messages pending",
                     "slow",
+                    flush=False,
                 )
             )
             if self.ws.writing:
@@ -184,12 +194,15 @@ class Session:
                 if queue.empty():
                     break
                 item = queue.get_nowait()
-            if batch:
+            if batch and (not isinstance(item, Close) or item.flush):
                 count = self.pending
+                oldest = self._oldest_received_at
                 self.pending = 0
                 self.ws.write(b"".join(batch) if len(batch) > 1 else batch[0], send_timeout)
                 self.sent += count
                 self.monitor.stats.delivered += count
+                if oldest is not None:
+                    self.monitor.stats.latency.observe(time.monotonic() - oldest)
             if isinstance(item, Close):
                 self._close(item)
                 return

@@ -196,7 +196,7 @@ NO_CONFIG_SCRIPT = textwrap.dedent(
     deadline = time.monotonic() + 20
     while True:
         try:
-            body = urllib.request.urlopen("http://127.0.0.1:4567/", timeout=1).read().decode()
+            health = json.load(urllib.request.urlopen("http://127.0.0.1:4567/healthz", timeout=1))
             break
         except OSError:
             if time.monotonic() > deadline:
@@ -213,7 +213,7 @@ NO_CONFIG_SCRIPT = textwrap.dedent(
             break
         except zmq.ZMQError:
             time.sleep(0.02)
-    print(body.strip(), ws.recv())
+    print(health["status"], health["version"], ws.recv())
     EOF
     kill -TERM $pid
     wait $pid
@@ -242,7 +242,7 @@ def test_starts_on_builtin_defaults_without_config(tmp_path: Path) -> None:
     )
     log = (tmp_path / "stderr.log").read_text()
     assert result.returncode == 0, result.stderr + log
-    assert result.stdout.strip() == f'recodex-monitor {__version__} {{"command": "STARTED"}}'
+    assert result.stdout.strip() == f'ok {__version__} {{"command": "STARTED"}}'
     assert "WebSockets at 127.0.0.1:4567, broker at tcp://127.0.0.1:7894" in log
     assert "monitor.service:" in log  # logging went to stderr
 

@@ -18,10 +18,12 @@ class FakeSubscriber:
         self.name = name
         self.alive = alive
         self.delivered: list[tuple[bytes, int]] = []
+        self.received_at: list[float | None] = []
         self.finished = 0
 
-    def deliver(self, data: bytes, count: int) -> bool:
+    def deliver(self, data: bytes, count: int, received_at: float | None = None) -> bool:
         self.delivered.append((data, count))
+        self.received_at.append(received_at)
         return self.alive
 
     def finish(self) -> None:
@@ -202,9 +204,9 @@ def test_subscribe_to_finished_channel_gets_replay_then_finish(world: World) -> 
     calls: list[str] = []
 
     class Ordered(FakeSubscriber):
-        def deliver(self, data: bytes, count: int) -> bool:
+        def deliver(self, data: bytes, count: int, received_at: float | None = None) -> bool:
             calls.append("deliver")
-            return super().deliver(data, count)
+            return super().deliver(data, count, received_at)
 
         def finish(self) -> None:
             calls.append("finish")
