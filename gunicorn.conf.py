@@ -9,6 +9,7 @@ import sys
 
 from monitor.config import ConfigError, config_path_from_env, load_config
 from monitor.gunicorn_settings import gunicorn_settings
+from monitor.memory import use_system_allocator
 
 try:
     _config, _warnings = load_config(config_path_from_env())
@@ -16,4 +17,5 @@ except ConfigError as _error:
     print(f"recodex-monitor: {_error}", file=sys.stderr)
     sys.exit(2)
 
+use_system_allocator()
 globals().update(gunicorn_settings(_config))

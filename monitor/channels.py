@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
 from .config import ChannelConfig
+from .frames import frame_size
 from .messages import Message
 
 log = logging.getLogger(__name__)
@@ -37,17 +38,38 @@ class Subscriber(Protocol):
 
 
 class Channel:
-    """One job's run: the messages so far (bounded), and who is watching it."""
+    """One job's run: the messages so far (bounded), and who is watching it.
 
-    __slots__ = ("_replay", "finished_at", "history", "id", "last_activity", "overflowed", "subscribers")
+    The history is kept as the WebSocket frames themselves, back to back in one
+    buffer, rather than as message objects: a late joiner's replay is a single
+    copy of it, each kept message costs only its frame's bytes, and when jobs
+    expire their memory goes back to the C allocator in large blocks instead of
+    leaving many small objects scattered through the interpreter's arenas.
+    """
+
+    __slots__ = (
+        "_frames",
+        "_max_history",
+        "_replay",
+        "_start",
+        "count",
+        "finished_at",
+        "id",
+        "last_activity",
+        "overflowed",
+        "subscribers",
+    )
 
     def __init__(self, channel_id: str, max_history: int, now: float) -> None:
         self.id = channel_id
-        self.history: deque[Message] = deque(maxlen=max_history)
         self.subscribers: set[Subscriber] = set()
         self.finished_at: float | None = None
         self.last_activity = now
         self.overflowed = False
+        self.count = 0
+        self._max_history = max_history
+        self._frames = bytearray()
+        self._start = 0
         self._replay: bytes | None = None
 
     @property
@@ -55,28 +77,48 @@ class Channel:
         return self.finished_at is not None
 
     def replay(self) -> bytes:
-        """The frames of the whole history, joined once and shared by every late joiner."""
+        """The frames of the whole history, copied once and shared by every late joiner."""
         if self._replay is None:
-            self._replay = b"".join(message.frame for message in self.history)
+            self._replay = bytes(memoryview(self._frames)[self._start :])
         return self._replay
 
     def append(self, message: Message) -> None:
-        if len(self.history) == self.history.maxlen and not self.overflowed:
+        if self.count == self._max_history:
+            self._drop_oldest()
+        self._frames += message.frame
+        self.count += 1
+        self._replay = None
+
+    def finish(self, now: float) -> None:
+        """No more appends will come: keep only the immutable replay, not two copies."""
+        self.finished_at = now
+        self.replay()
+        self._frames = bytearray()
+        self._start = 0
+
+    def restart(self) -> None:
+        """Forget a finished run, for a job id that the broker starts again."""
+        self.finished_at = None
+        self.overflowed = False
+        self.count = 0
+        self._frames = bytearray()
+        self._start = 0
+        self._replay = None
+
+    def _drop_oldest(self) -> None:
+        if not self.overflowed:
             self.overflowed = True
             log.warning(
                 "channel %r exceeded %d messages: dropping its oldest messages from the replay",
                 self.id,
-                self.history.maxlen,
+                self._max_history,
             )
-        self.history.append(message)
-        self._replay = None
-
-    def restart(self) -> None:
-        """Forget a finished run, for a job id that the broker starts again."""
-        self.history.clear()
-        self.finished_at = None
-        self.overflowed = False
-        self._replay = None
+        self._start += frame_size(self._frames, self._start)
+        self.count -= 1
+        if self._start > len(self._frames) // 2:
+            # Compact only when half the buffer is dead: O(1) per message on average.
+            del self._frames[: self._start]
+            self._start = 0
 
 
 class ChannelRegistry:
@@ -139,7 +181,7 @@ class ChannelRegistry:
         channel = self.channels.get(channel_id)
         if channel is None:
             channel = self._create(channel_id, now)
-        if channel.history and not subscriber.deliver(channel.replay(), len(channel.history)):
+        if channel.count and not subscriber.deliver(channel.replay(), channel.count):
             return channel
         if channel.finished:
             subscriber.finish()
@@ -168,15 +210,26 @@ class ChannelRegistry:
             self._drop(channel)
             dropped += 1
         idle = self.config.idle_timeout
+        idled = 0
         while self._unwatched:
             channel = next(iter(self._unwatched.values()))
             if channel.last_activity + idle > now:
                 break
-            log.info("channel %r dropped: no subscriber and no message for %g s", channel.id, idle)
+            log.debug("channel %r dropped: no subscriber and no message for %g s", channel.id, idle)
             self._drop(channel)
-            dropped += 1
-        self.expired += dropped
-        return dropped
+            idled += 1
+        if idled:
+            # Jobs that never finished (broker FAILED, lost messages): worth knowing, not line by line.
+            log.info("dropped %d channel(s) with no subscriber and no message for %g s", idled, idle)
+        self.expired += dropped + idled
+        return dropped + idled
+
+    def compact(self) -> None:
+        """Rebuild the maps: a dict never shrinks its table, so after a mass expiry
+        it would keep the memory of its peak size for the life of the process."""
+        self.channels = dict(self.channels)
+        self._finished = OrderedDict(self._finished)
+        self._unwatched = OrderedDict(self._unwatched)
 
     def _create(self, channel_id: str, now: float) -> Channel:
         if len(self.channels) >= self.config.max_channels:
@@ -206,7 +259,7 @@ class ChannelRegistry:
         )
 
     def _finish(self, channel: Channel, now: float) -> None:
-        channel.finished_at = now
+        channel.finish(now)
         for subscriber in channel.subscribers:
             subscriber.finish()
         channel.subscribers.clear()

@@ -11,6 +11,7 @@ from gunicorn.app.base import BaseApplication
 from . import __version__
 from .config import CONFIG_ENV, Config, ConfigError, load_config
 from .gunicorn_settings import gunicorn_settings
+from .memory import use_system_allocator
 
 
 class MonitorApplication(BaseApplication):
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    use_system_allocator()
     MonitorApplication(config, warnings).run()
     return 0
 

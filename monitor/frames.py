@@ -30,6 +30,16 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
     return header + payload
 
 
+def frame_size(buffer: bytes | bytearray, offset: int) -> int:
+    """The size of the (unmasked) frame that starts at ``offset``, header included."""
+    length = buffer[offset + 1] & 0x7F
+    if length == 126:
+        return 4 + int.from_bytes(buffer[offset + 2 : offset + 4], "big")
+    if length == 127:
+        return 10 + int.from_bytes(buffer[offset + 2 : offset + 10], "big")
+    return 2 + length
+
+
 def text_frame(text: str) -> bytes:
     return encode_frame(OPCODE_TEXT, text.encode("utf-8"))
 

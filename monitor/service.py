@@ -13,6 +13,7 @@ from . import __version__
 from .broker import BrokerListener
 from .channels import ChannelRegistry
 from .config import Config
+from .memory import MemoryReleaser
 from .messages import Message
 from .session import SHUTDOWN, Session
 from .stats import Stats
@@ -41,6 +42,7 @@ class Monitor:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.registry = ChannelRegistry(config.channels)
+        self.memory = MemoryReleaser(self.registry)
         self.stats = Stats()
         self.sessions: set[Session] = set()
         self.open_sockets = 0
@@ -168,4 +170,6 @@ class Monitor:
         tick = max(0.05, min(1.0, channels.retention_after_finish / 4, channels.idle_timeout / 4))
         while True:
             gevent.sleep(tick)
-            self.registry.expire()
+            dropped = self.registry.expire()
+            if dropped:
+                self.memory.dropped_channels(dropped)

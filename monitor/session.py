@@ -164,7 +164,7 @@ class Session:
             return
         self.channel = self.monitor.registry.subscribe(first, self)
         self._subscribed = True
-        replayed = len(self.channel.history)
+        replayed = self.channel.count
         self.monitor.stats.replayed += replayed
         log.debug("%s subscribed to %r with a replay of %d message(s)", self.peer, first, replayed)
         while self.ws.receive() is not None:

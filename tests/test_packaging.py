@@ -136,6 +136,7 @@ def test_rpm_holds_the_documented_layout(built_rpm: Path) -> None:
     files = rpm_query("-qlp", str(built_rpm)).split()
     for expected in (
         "/usr/bin/recodex-monitor",
+        "/usr/bin/recodex-monitor-send",
         CONFIG_PATH,
         UNIT_PATH,
         SYSUSERS_PATH,

@@ -70,7 +70,7 @@ def test_publish_creates_channel(world: World) -> None:
     assert len(registry) == 1
     channel = registry.channels["job"]
     assert channel.id == "job"
-    assert list(channel.history) == [message]
+    assert (channel.replay(), channel.count) == (message.frame, 1)
     assert channel.finished is False
     assert channel.finished_at is None
     assert channel.last_activity == 1000.0
@@ -84,8 +84,9 @@ def test_publish_to_two_channels(world: World) -> None:
     registry.publish(msg("b", "STARTED"))
     registry.publish(msg("a", "ENDED"))
     assert len(registry) == 2
-    assert [m.command for m in registry.channels["a"].history] == ["STARTED", "ENDED"]
-    assert [m.command for m in registry.channels["b"].history] == ["STARTED"]
+    assert registry.channels["a"].replay() == msg("a", "STARTED").frame + msg("a", "ENDED").frame
+    assert registry.channels["a"].count == 2
+    assert (registry.channels["b"].replay(), registry.channels["b"].count) == (msg("b", "STARTED").frame, 1)
 
 
 def test_subscriber_gets_live_frames(world: World) -> None:
@@ -166,7 +167,7 @@ def test_subscribe_before_first_message(world: World) -> None:
     assert sub.finished == 0
     assert len(registry) == 1
     assert channel.subscribers == {sub}
-    assert list(channel.history) == []
+    assert (channel.replay(), channel.count) == (b"", 0)
     assert registry.unwatched_count == 0
     message = msg("job", "STARTED")
     assert registry.publish(message) == 1
@@ -229,7 +230,7 @@ def test_message_after_finished_starts_new_run(world: World) -> None:
     restarted = msg("job", "STARTED")
     registry.publish(restarted)
     channel = registry.channels["job"]
-    assert list(channel.history) == [restarted]
+    assert (channel.replay(), channel.count) == (restarted.frame, 1)
     assert channel.finished is False
     assert channel.finished_at is None
     assert channel.last_activity == 1002.0
@@ -400,7 +401,8 @@ def test_max_history_keeps_newest_and_warns_once(caplog: pytest.LogCaptureFixtur
         for message in messages[3:]:
             registry.publish(message)
     channel = registry.channels["job"]
-    assert list(channel.history) == messages[3:]
+    assert channel.replay() == b"".join(m.frame for m in messages[3:])
+    assert channel.count == 3
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert warnings[0].getMessage() == (
@@ -571,3 +573,41 @@ def test_counters_over_a_sequence() -> None:
     world.advance(10)
     assert registry.expire() == 1
     assert (registry.evicted, registry.expired, registry.finished_count, len(registry)) == (1, 3, 0, 0)
+
+
+def test_history_compacts_its_buffer_while_dropping_the_oldest() -> None:
+    """Long past max_history, the kept frames are still exactly the newest ones, whatever their sizes."""
+    world = World(max_history=5)
+    registry = world.registry
+    messages = [msg("job", "TASK", f"t{i}" + "x" * (i * 37 % 300), "COMPLETED") for i in range(200)]
+    for message in messages:
+        registry.publish(message)
+    channel = registry.channels["job"]
+    assert channel.count == 5
+    assert channel.replay() == b"".join(m.frame for m in messages[-5:])
+
+
+def test_finished_channel_keeps_one_copy_of_its_replay(world: World) -> None:
+    registry = world.registry
+    registry.publish(msg("job", "STARTED"))
+    registry.publish(msg("job", "FINISHED"))
+    channel = registry.channels["job"]
+    first, second = FakeSubscriber(), FakeSubscriber()
+    registry.subscribe("job", first)
+    registry.subscribe("job", second)
+    assert first.delivered[0][0] is second.delivered[0][0] is channel.replay()
+    assert channel.replay() == msg("job", "STARTED").frame + msg("job", "FINISHED").frame
+
+
+def test_compact_keeps_every_channel_and_the_expiry_order(world: World) -> None:
+    registry = world.registry
+    for name in ("a", "b", "c"):
+        registry.publish(msg(name, "STARTED"))
+        world.advance(1)
+    registry.publish(msg("c", "FINISHED"))
+    registry.compact()
+    assert sorted(registry.channels) == ["a", "b", "c"]
+    assert (registry.unwatched_count, registry.finished_count) == (2, 1)
+    world.advance(47.5)  # "a" idle since 1000, "b" since 1001 (idle_timeout 50); "c" finished at 1003
+    assert registry.expire() == 2
+    assert sorted(registry.channels) == ["b"]

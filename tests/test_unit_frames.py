@@ -11,6 +11,7 @@ from monitor.frames import (
     OPCODE_TEXT,
     close_frame,
     encode_frame,
+    frame_size,
     ping_frame,
     pong_frame,
     text_frame,
@@ -125,3 +126,12 @@ def test_pong_frame() -> None:
     assert pong_frame(b"") == b"\x8a\x00"
     assert pong_frame(b"hi") == b"\x8a\x02hi"
     assert pong_frame(b"p" * 125) == b"\x8a\x7d" + b"p" * 125
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536])
+def test_frame_size_reads_each_header_form(length: int) -> None:
+    frame = encode_frame(OPCODE_TEXT, b"a" * length)
+    buffer = b"\x81\x00" + frame + b"\x81\x01z"
+    assert frame_size(buffer, 2) == len(frame)
+    assert frame_size(buffer, 0) == 2
+    assert frame_size(buffer, 2 + len(frame)) == 3
