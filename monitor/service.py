@@ -57,17 +57,33 @@ class Monitor:
     def start(self, on_exit: Callable[[], None]) -> None:
         """Start the background greenlets; ``on_exit`` stops the whole service."""
         self._on_exit = on_exit
-        limits = self.config.websocket
+        config = self.config
+        sockets, channels = config.websocket, config.channels
         log.info(
             "recodex-monitor %s: WebSockets at %s, broker at %s; max %d connections, "
             "%d channels of at most %d messages, retention %g s",
             __version__,
-            self.config.websocket_uri.bind_address(),
-            self.config.zeromq_uri.zmq_address(),
-            limits.max_connections,
-            self.config.channels.max_channels,
-            self.config.channels.max_history,
-            self.config.channels.retention_after_finish,
+            config.websocket_uri.bind_address(),
+            config.zeromq_uri.zmq_address(),
+            sockets.max_connections,
+            channels.max_channels,
+            channels.max_history,
+            channels.retention_after_finish,
+        )
+        log.info(
+            "limits: idle channels kept %g s; job id within %g s, at most %d bytes; ping every %g s, "
+            "silence allowed %g s more; send timeout %g s; max %d pending messages; origins %s%s; "
+            "exit command %s",
+            channels.idle_timeout,
+            sockets.first_message_timeout,
+            sockets.max_message_size,
+            sockets.ping_interval,
+            sockets.ping_timeout,
+            sockets.send_timeout,
+            sockets.max_pending,
+            ", ".join(sockets.allowed_origins),
+            " (Origin required)" if sockets.require_origin else "",
+            "allowed" if config.broker.allow_exit_command else "ignored",
         )
         self.listener.start()
         self._reaper = gevent.spawn(self._reap_forever)

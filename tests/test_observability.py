@@ -204,8 +204,8 @@ def test_session_log_line_and_forwarded_for_from_trusted_proxy_only(start_monito
             f"] [INFO] monitor.service: websocket {expected} channel={channel!r} path=/ws duration=" in line
         )
         assert "sent=51 close=1000 reason='job finished'" in line
-        # Nothing per message above debug: the start-up lines and this one.
-        assert len(log.splitlines()) <= 3, log
+        # Nothing per message above debug: the three start-up lines and this one.
+        assert len(log.splitlines()) == 4, log
         broker.close()
 
 
@@ -214,6 +214,8 @@ def test_startup_lines_state_endpoints_and_limits(monitor: MonitorProcess) -> No
     http, zmq = monitor.config["websocket_uri"][1], monitor.config["zeromq_uri"][1]
     assert f"WebSockets at 127.0.0.1:{http}, broker at tcp://127.0.0.1:{zmq}" in log
     assert "max 10000 connections" in log
+    assert "ping every 25 s, silence allowed 20 s more; send timeout 10 s; max 20000 pending messages" in log
+    assert "origins *; exit command allowed" in log
     assert (
         f"listening for the broker at tcp://127.0.0.1:{zmq} (ZeroMQ ROUTER, identity recodex-monitor)" in log
     )
