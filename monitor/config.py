@@ -84,6 +84,7 @@ class HttpConfig:
 class ServerConfig:
     worker_connections: int | None = None
     shutdown_timeout: float = 1.5
+    header_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,7 @@ _HTTP_KEYS: dict[str, tuple[str, Parser]] = {
 _SERVER_KEYS: dict[str, tuple[str, Parser]] = {
     "worker_connections": ("worker_connections", _optional(_integer(1, 10_000_000))),
     "shutdown_timeout": ("shutdown_timeout", _number(0.1, 60)),
+    "header_timeout": ("header_timeout", _number(0.1, 3600)),
 }
 _SECTIONS: dict[str, tuple[type, dict[str, tuple[str, Parser]]]] = {
     "logger": (LoggerConfig, _LOGGER_KEYS),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import gevent
 from geventwebsocket.handler import WebSocketHandler
 
 from .service import Monitor
@@ -28,7 +29,24 @@ class MonitorHandler(WebSocketHandler):
 
     @property
     def monitor(self) -> Monitor:
-        return self.application.extensions[EXTENSION_KEY]
+        return self.server.application.extensions[EXTENSION_KEY]
+
+    def read_requestline(self) -> str:
+        """A connection must send its request promptly, or it is closed.
+
+        gevent's server waits for a request line without limit, so an idle or
+        trickling connection would hold one of ``worker_connections``' slots for
+        ever; this also bounds how long an HTTP keep-alive connection may idle.
+        """
+        with gevent.Timeout(self.monitor.config.server.header_timeout, False):
+            return super().read_requestline()
+        return ""
+
+    def read_request(self, raw_requestline: str) -> bool:
+        """The headers too: past the deadline the request is answered with 400."""
+        timeout = self.monitor.config.server.header_timeout
+        with gevent.Timeout(timeout, ValueError(f"request headers not complete within {timeout:g} s")):
+            return super().read_request(raw_requestline)
 
     def upgrade_websocket(self) -> list[bytes] | None:
         if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import time
@@ -145,3 +146,25 @@ def test_client_close_frame_is_answered_with_its_code(
     ws.send_close(status=1001, reason=b"tab closed")
     assert receive_close(ws)[0] == 1001
     monitor.wait_log(f"channel={channel!r} path=/ duration=", timeout=3)
+
+
+def test_idle_and_trickling_connections_are_dropped_without_hurting_others(
+    start_monitor, channel: str
+) -> None:
+    """Connections that never finish their request must not hold a slot for ever (slowloris)."""
+    monitor = start_monitor({"server": {"header_timeout": 1}})
+    broker = Broker(monitor.zmq_address)
+    idle = socket.create_connection(("127.0.0.1", monitor.http_port), timeout=5)
+    trickling = socket.create_connection(("127.0.0.1", monitor.http_port), timeout=5)
+    trickling.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    started = time.monotonic()
+    while not select.select([trickling], [], [], 0.25)[0] and time.monotonic() - started < 5:
+        trickling.sendall(b"X-Slow: y\r\n")  # a header line every 0.25 s, never the blank line
+    assert trickling.recv(100).startswith(b"HTTP/1.1 400")
+    assert idle.recv(100) == b""  # closed without a word: it never said anything
+    assert time.monotonic() - started < 4
+    ws = subscribe_and_sync(monitor, broker, channel)
+    ws.close()
+    idle.close()
+    trickling.close()
+    broker.close()

@@ -493,6 +493,13 @@ KEYS: list[tuple[str, str, str, list[tuple[Any, Any]], list[tuple[Any, str]]]] =
         [(0.1, 0.1), (60, 60.0)],
         [(0, NUM_RANGE.format(0.1, 60, 0)), (61, NUM_RANGE.format(0.1, 60, 61))],
     ),
+    (
+        "server",
+        "header_timeout",
+        "header_timeout",
+        [(0.1, 0.1), (3600, 3600.0)],
+        [(0, NUM_RANGE.format(0.1, 3600, 0)), ("10s", NUM_RANGE.format(0.1, 3600, "'10s'"))],
+    ),
 ]
 
 VALID = [
