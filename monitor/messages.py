@@ -12,6 +12,8 @@ EXIT_COMMAND = "exit"
 # Frame names after the channel id, in wire order (PROTOCOL.md, section 1).
 _FIELDS = ("command", "task_id", "task_state")
 _MAX_FRAMES = 1 + len(_FIELDS)
+# One encoder for every message: json.dumps(..., sort_keys=True) would build a new one each call.
+_to_json = json.JSONEncoder(sort_keys=True).encode
 
 
 class MalformedMessage(ValueError):
@@ -26,7 +28,7 @@ class Message:
     def __init__(self, channel: str, fields: dict[str, str], received_at: float = 0.0) -> None:
         self.channel = channel
         self.command = fields["command"]
-        self.text = json.dumps(fields, sort_keys=True)
+        self.text = _to_json(fields)
         self.frame = text_frame(self.text)
         self.received_at = received_at
 

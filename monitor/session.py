@@ -1,12 +1,18 @@
 """One browser connection, from its first message to its close.
 
-Two greenlets serve it.  The reader waits on the socket, so a client that leaves
+One greenlet serves it: the view's own, which must not return before the socket
+is done.  It is the writer: it writes everything queued for the socket in one
+``send``, sends keepalive pings, enforces the timeouts and closes.  Reading needs
+no greenlet of its own: the socket's event-loop watcher
+(:meth:`monitor.websocket.MonitorWebSocket.start_reading`) hands the job id, pings
+and the end of the connection to this session's callbacks, so a client that leaves
 (closed tab, TCP reset) is noticed at once rather than at the next message for its
-job; it also reads the channel id and answers pings.  The writer (the view's own
-greenlet, which must not return before the socket is done) drains the session's
-queue and writes everything queued in one ``sendall``, sends keepalive pings and
-enforces the timeouts.  Every way a session can end arrives in the queue as a
-:class:`Close`, so the writer is the one place that decides how to end it.
+job.  Every way a session can end sets :attr:`Session.ended_by` and wakes the
+writer, so the writer is the one place that decides how to end it.
+
+Queueing a message for the socket (:meth:`Session.deliver`) costs a list append;
+a parked writer is woken once, however many messages arrive before it runs, and
+then writes them all at once.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import gevent
-from gevent.queue import Empty, SimpleQueue
+from gevent.hub import get_hub
+from greenlet import getcurrent, greenlet
 
 from .config import WebSocketConfig
 from .frames import ping_frame
@@ -49,12 +55,15 @@ class Close:
 
     ``code`` None: the client is gone, send nothing.  ``flush`` False: drop what is
     still queued (a client too slow to read it would only delay its own close).
+    ``reply``: the reason to put in the close frame when it differs from ``reason``
+    (which is what the log says).
     """
 
     code: int | None
     reason: str
     kind: str
     flush: bool = True
+    reply: str | None = None
 
 
 CLIENT_GONE = Close(None, "client gone", "client_gone")
@@ -66,11 +75,15 @@ class Session:
     """A subscriber of one channel; see the module docstring."""
 
     __slots__ = (
+        "_hub",
+        "_in_park",
         "_next_ping",
         "_oldest_received_at",
-        "_queue",
-        "_reader",
+        "_out",
+        "_reader_done",
         "_subscribed",
+        "_waking",
+        "_writer",
         "channel",
         "config",
         "ended_by",
@@ -92,8 +105,12 @@ class Session:
         self.sent = 0
         self.started = time.monotonic()
         self.ended_by: Close | None = None
-        self._queue: SimpleQueue = SimpleQueue()
-        self._reader: gevent.Greenlet | None = None
+        self._out: list[bytes] = []
+        self._hub = get_hub()
+        self._writer: greenlet | None = None
+        self._in_park = False
+        self._waking = False
+        self._reader_done = False
         self._subscribed = False
         self._next_ping = 0.0
         self._oldest_received_at: float | None = None
@@ -101,10 +118,12 @@ class Session:
     def deliver(self, data: bytes, count: int, received_at: float | None = None) -> bool:
         if self.ended_by is not None:
             return False
-        if not self.pending:
+        pending = self.pending
+        if not pending:
             self._oldest_received_at = received_at
-        self.pending += count
-        if self.pending > self.config.max_pending:
+        pending += count
+        self.pending = pending
+        if pending > self.config.max_pending:
             self.end(
                 Close(
                     CLOSE_TRY_AGAIN_LATER,
@@ -118,7 +137,9 @@ class Session:
                 # half a frame is out, so no close frame can follow: drop the connection.
                 self.ws.abort()
             return False
-        self._queue.put(data)
+        self._out.append(data)
+        if self._in_park:
+            self._wake()
         return True
 
     def finish(self) -> None:
@@ -128,89 +149,139 @@ class Session:
         """Ask the writer to end the session; the first reason given wins."""
         if self.ended_by is None:
             self.ended_by = close
-            self._queue.put(close)
+            self._wake()
 
     def run(self) -> None:
         """Serve the connection until it is over; called in the view's greenlet."""
-        self._reader = gevent.spawn(self._read_loop)
+        ws = self.ws
+        self._writer = getcurrent()
         try:
+            ws.start_reading(self)
             self._write_loop()
         except SendTimeout:
             self.ended_by = Close(None, f"send blocked for over {self.config.send_timeout:g} s", "slow")
-            self.ws.abort()
+            ws.abort()
         except OSError:
             if self.ended_by is None:
                 self.ended_by = CLIENT_GONE
         except Exception:
             log.exception("session of %s on channel %r failed", self.peer, self.channel_id)
             self.ended_by = Close(None, "internal error", "error")
-            self.ws.abort()
+            ws.abort()
         finally:
+            ws.stop_reading()
             self._unsubscribe()
-            self._stop_reader()
+            self._writer = None
 
     @property
     def channel_id(self) -> str | None:
         return self.channel.id if self.channel is not None else None
 
-    def _read_loop(self) -> None:
-        first = self.ws.receive()
-        if first is None:
-            self.end(CLIENT_GONE)
+    # -- callbacks of the socket's reader (event loop; they never block) -----------------
+
+    def message_received(self, message: str | bytes) -> None:
+        """A complete message from the client: the first one is the job id, later ones are ignored."""
+        if self._subscribed or self.ended_by is not None:
             return
-        problem = self._check_channel_id(first)
+        problem = self._check_channel_id(message)
         if problem is not None:
             self.end(problem)
             return
-        self.channel = self.monitor.registry.subscribe(first, self)
+        self.channel = self.monitor.registry.subscribe(message, self)
         self._subscribed = True
         replayed = self.channel.count
         self.monitor.stats.replayed += replayed
-        log.debug("%s subscribed to %r with a replay of %d message(s)", self.peer, first, replayed)
-        while self.ws.receive() is not None:
-            pass
-        self.end(Close(None, self.ws.close_reason or "client gone", "client_gone"))
+        log.debug("%s subscribed to %r with a replay of %d message(s)", self.peer, message, replayed)
 
-    def _check_channel_id(self, message: str | bytearray) -> Close | None:
+    def reading_ended(self, code: int | None, reply: str, why: str) -> None:
+        """The client is gone, closed, or broke the protocol (``code``: the close frame to answer with)."""
+        self._reader_done = True
+        if code is None:
+            self.end(Close(None, why, "client_gone"))
+        else:
+            self.end(Close(code, why, "client_gone", flush=False, reply=reply))
+        self._wake()
+
+    def control_reply(self, frame: bytes) -> None:
+        """A control frame to send back (a pong), in order with the messages."""
+        if self.ended_by is None:
+            self._out.append(frame)
+            self._wake()
+
+    def _check_channel_id(self, message: str | bytes) -> Close | None:
         if not isinstance(message, str):
             return Close(CLOSE_UNSUPPORTED_DATA, "expected the job id as a text message", "bad_input")
         if not message:
             return Close(CLOSE_POLICY_VIOLATION, "empty job id", "bad_input")
         return None
 
+    # -- the writer ------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        """Resume the parked writer (from any greenlet or event-loop callback), once."""
+        if self._in_park and not self._waking:
+            self._waking = True
+            self._hub.loop.run_callback(self._resume)
+
+    def _resume(self) -> None:
+        """Event-loop callback (a wake-up or the park timer): switch back into the parked writer.
+
+        A late one, after the writer already resumed, does nothing; or, if the writer
+        has parked again since, makes it look round once more: harmless either way.
+        """
+        self._waking = False
+        if self._in_park:
+            self._in_park = False
+            self._writer.switch()
+
+    def _park(self, delay: float) -> None:
+        """Wait until woken, or at most ``delay`` seconds."""
+        hub = self._hub
+        timer = hub.loop.timer(max(delay, 0.0))
+        timer.start(self._resume)
+        self._in_park = True
+        try:
+            hub.switch()
+        finally:
+            self._in_park = False
+            timer.close()
+
     def _write_loop(self) -> None:
-        queue = self._queue
+        ws = self.ws
+        stats = self.monitor.stats
         send_timeout = self.config.send_timeout
         self._next_ping = self.started + self.config.ping_interval
+        check_at = 0.0
         while True:
-            wake = self._check_timers(time.monotonic())
-            try:
-                item = queue.get(timeout=max(0.0, wake - time.monotonic()))
-            except Empty:
-                continue
-            batch = []
-            while not isinstance(item, Close):
-                batch.append(item)
-                if queue.empty():
-                    break
-                item = queue.get_nowait()
-            if batch and (not isinstance(item, Close) or item.flush):
+            now = time.monotonic()
+            if now >= check_at:
+                check_at = self._check_timers(now)
+            out = self._out
+            if out:
+                self._out = []
                 count = self.pending
                 oldest = self._oldest_received_at
                 self.pending = 0
-                self.ws.write(b"".join(batch) if len(batch) > 1 else batch[0], send_timeout)
-                self.sent += count
-                self.monitor.stats.delivered += count
-                if oldest is not None:
-                    self.monitor.stats.latency.observe(time.monotonic() - oldest)
-            if isinstance(item, Close):
-                self._close(item)
+                close = self.ended_by
+                if close is None or close.flush:
+                    ws.write(out[0] if len(out) == 1 else b"".join(out), send_timeout)
+                    if count:
+                        self.sent += count
+                        stats.delivered += count
+                        if oldest is not None:
+                            stats.latency.observe(time.monotonic() - oldest)
+                continue
+            close = self.ended_by
+            if close is not None:
+                self._close(close)
                 return
+            self._park(check_at - now)
 
     def _check_timers(self, now: float) -> float:
         """Enforce the job-id deadline and the keepalive, whether or not messages flow.
 
-        Returns the time at which to look again.
+        Returns the time at which to look again (never later than needed: the
+        deadlines it depends on only move later).
         """
         config = self.config
         silent_until = self.ws.last_seen + config.ping_interval + config.ping_timeout
@@ -229,16 +300,17 @@ class Session:
         return wake
 
     def _close(self, close: Close) -> None:
-        if close.code is not None and not self.ws.closed:
-            self.ws.close(close.code, close.reason)
-            if self._reader is not None:
-                self._reader.join(timeout=CLOSE_REPLY_WAIT)
+        ws = self.ws
+        if close.code is not None and not ws.closed:
+            ws.close(close.code, close.reason if close.reply is None else close.reply)
+            deadline = time.monotonic() + CLOSE_REPLY_WAIT
+            while not self._reader_done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._park(left)
 
     def _unsubscribe(self) -> None:
         if self._subscribed and self.channel is not None:
             self._subscribed = False
             self.monitor.registry.unsubscribe(self.channel, self)
-
-    def _stop_reader(self) -> None:
-        if self._reader is not None and not self._reader.dead:
-            self._reader.kill(block=False)
