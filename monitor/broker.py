@@ -32,20 +32,21 @@ BACKOFF_MAX = 5.0
 # the first messages of a burst go out.  Without a backlog it never comes into play.
 BURST_SECONDS = 0.02
 
-# The non-blocking reads of a burst call the socket's own (Cython) methods with plain
-# int flags: zmq.green's wrapper and pyzmq's recv_multipart, with their enum flags and
-# per-frame bookkeeping, cost several times more per message than the reads themselves.
+# The non-blocking reads of a burst call the socket's own (Cython) recv with a plain int
+# flag and learn from each frame whether more parts follow: zmq.green's wrapper and
+# pyzmq's recv_multipart (enum flags, a getsockopt(RCVMORE) per part) cost several times
+# more per message than the reads themselves.
 _recv = _RawSocket.recv
-_getsockopt = _RawSocket.get
 _NOBLOCK = int(zmq.NOBLOCK)
-_RCVMORE = int(zmq.RCVMORE)
 
 
 def _receive_queued(socket: zmq.Socket) -> list[bytes]:
     """One multipart message that is already queued; raises ``zmq.Again`` if there is none."""
-    frames = [_recv(socket, _NOBLOCK)]
-    while _getsockopt(socket, _RCVMORE):
-        frames.append(_recv(socket, _NOBLOCK))
+    frame = _recv(socket, _NOBLOCK, False)
+    frames = [frame.bytes]
+    while frame.more:
+        frame = _recv(socket, _NOBLOCK, False)
+        frames.append(frame.bytes)
     return frames
 
 
