@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import collections
 import re
+import signal
 
 
 def frames(line: str) -> tuple[list[str], int]:
@@ -21,6 +22,7 @@ def frames(line: str) -> tuple[list[str], int]:
 
 
 def main() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quietly stop when piped into head
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("profile")
     parser.add_argument("--top", type=int, default=30)
