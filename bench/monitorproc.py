@@ -9,6 +9,7 @@ whatever happened before.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -51,6 +52,13 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it if the benchmark itself is killed (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class MonitorServer:
     """A gunicorn master and its worker, on free ports, logging warnings to a file."""
 
@@ -89,6 +97,7 @@ class MonitorServer:
                 stdout=stderr,
                 stderr=stderr,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while not self._healthy():

@@ -474,17 +474,31 @@ async def _serve(pipe: Any) -> None:
     loop = asyncio.get_running_loop()
     client = Client(loop)
     commands: asyncio.Queue = asyncio.Queue()
-    loop.add_reader(pipe.fileno(), lambda: commands.put_nowait(pipe.recv()))
+
+    def readable() -> None:
+        try:
+            commands.put_nowait(pipe.recv())
+        except (EOFError, OSError):  # the main process is gone: so is the reason to run
+            loop.remove_reader(pipe.fileno())
+            commands.put_nowait(("exit", {}))
+
+    loop.add_reader(pipe.fileno(), readable)
     while True:
         name, arguments = await commands.get()
         if name == "exit":
-            pipe.send({"ok": True})
+            for conn in client.conns:
+                conn.abort()
+            with contextlib.suppress(OSError):
+                pipe.send({"ok": True})
             return
         try:
             result = await getattr(client, f"cmd_{name}")(**arguments)
         except Exception:
             result = {"exception": traceback.format_exc()}
-        pipe.send(result)
+        try:
+            pipe.send(result)
+        except OSError:
+            return
 
 
 def main(pipe: Any) -> None:
