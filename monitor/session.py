@@ -80,6 +80,7 @@ class Session:
         "_next_ping",
         "_oldest_received_at",
         "_out",
+        "_pong",
         "_reader_done",
         "_subscribed",
         "_waking",
@@ -106,6 +107,7 @@ class Session:
         self.started = time.monotonic()
         self.ended_by: Close | None = None
         self._out: list[bytes] = []
+        self._pong: bytes | None = None
         self._hub = get_hub()
         self._writer: greenlet | None = None
         self._in_park = False
@@ -203,9 +205,10 @@ class Session:
         self._wake()
 
     def control_reply(self, frame: bytes) -> None:
-        """A control frame to send back (a pong), in order with the messages."""
+        """A pong to send, after what is queued.  Only the latest one waits (RFC 6455
+        section 5.5.3 allows it), so a client that pings without reading queues nothing."""
         if self.ended_by is None:
-            self._out.append(frame)
+            self._pong = frame
             self._wake()
 
     def _check_channel_id(self, message: str | bytes) -> Close | None:
@@ -257,6 +260,9 @@ class Session:
             if now >= check_at:
                 check_at = self._check_timers(now)
             out = self._out
+            if self._pong is not None:
+                out.append(self._pong)
+                self._pong = None
             if out:
                 self._out = []
                 count = self.pending
