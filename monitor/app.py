@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, request
 
 from . import __version__, metrics
 from .config import Config
-from .handler import EXTENSION_KEY
+from .handler import ACCEPTED_KEY, EXTENSION_KEY
 from .logs import configure_logging
 from .service import Monitor
 from .status import health, status
@@ -31,8 +31,13 @@ def create_app(config: Config, warnings: list[str] | None = None) -> Flask:
     )
 
     def watch(path: str) -> Response:
-        """Deployments put the socket on any path (``/``, ``/ws`` behind a proxy), so accept all."""
-        monitor.serve(request.environ["wsgi.websocket"], request.environ)
+        """Admit the socket; deployments put it on any path (``/``, ``/ws`` behind a proxy).
+
+        The handler serves it once this view has returned and Flask's request
+        context is gone: thousands of idle sockets would otherwise each keep a
+        request context and a deeper parked stack alive (docs/PERFORMANCE.md).
+        """
+        request.environ[ACCEPTED_KEY] = True
         return Response(status=204)
 
     def index() -> Response:

@@ -17,6 +17,8 @@ from .service import Monitor
 from .websocket import MonitorWebSocket
 
 EXTENSION_KEY = "recodex_monitor"
+# Set in the WSGI environ by the Flask view that admits a WebSocket.
+ACCEPTED_KEY = "recodex_monitor.accepted"
 log = logging.getLogger(__name__)
 
 
@@ -66,12 +68,21 @@ class MonitorHandler(WebSocketHandler):
         return result
 
     def run_websocket(self) -> None:
-        """Run the view with the socket counted as open; unlike the base class, keep no client list."""
+        """Route the upgrade through the Flask app, then serve the socket it admitted.
+
+        Unlike gevent-websocket's own handler, this one does not need the view to
+        block for the life of the socket: the session runs here, after Flask has
+        popped its request context (and with no client list kept on the server).
+        """
         monitor = self.monitor
+        environ = self.environ
         monitor.open_sockets += 1
         try:
-            for _ in self.application(self.environ, lambda status, headers, exc_info=None: None):
+            for _ in self.application(environ, lambda status, headers, exc_info=None: None):
                 pass
+            environ.pop("werkzeug.request", None)
+            if environ.pop(ACCEPTED_KEY, False):
+                monitor.serve(self.websocket, environ)
         finally:
             monitor.open_sockets -= 1
             self.websocket.abort()
