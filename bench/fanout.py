@@ -359,14 +359,14 @@ def finish(server: MonitorServer, clients: Clients, checks: dict) -> None:
 # -- the scenarios ----------------------------------------------------------------------------
 
 
+def scenario_parts(context: dict) -> tuple[dict, Clients, Broker, MonitorServer]:
+    """What every scenario works with: its parameters, the client processes, the broker, the server."""
+    return context["p"], context["clients"], context["broker"], context["server"]
+
+
 def flat_out(context: dict) -> dict:
     """Every channel's messages sent as fast as the broker socket takes them."""
-    parameters, clients, broker, server = (
-        context["p"],
-        context["clients"],
-        context["broker"],
-        context["server"],
-    )
+    parameters, clients, broker, server = scenario_parts(context)
     checks: dict = {}
     runs = []
     cpu_total = deliveries_total = 0.0
@@ -438,12 +438,7 @@ def server_cpu(context: dict) -> dict:
 
 def connect(context: dict) -> dict:
     """Connections opened and subscribed as fast as the clients can open them (median of runs)."""
-    parameters, clients, broker, server = (
-        context["p"],
-        context["clients"],
-        context["broker"],
-        context["server"],
-    )
+    parameters, clients, broker, server = scenario_parts(context)
     checks: dict = {}
     runs = []
     for repeat in range(parameters["repeat"]):
@@ -480,12 +475,7 @@ def connect(context: dict) -> dict:
 
 def memory(context: dict) -> dict:
     """Worker RSS growth per open idle (subscribed) socket, at each size."""
-    parameters, clients, broker, server = (
-        context["p"],
-        context["clients"],
-        context["broker"],
-        context["server"],
-    )
+    parameters, clients, broker, server = scenario_parts(context)
     checks: dict = {}
     per_channel = parameters["per_channel"]
     # Warm-up: a few connections load lazily imported code and one-time state (the SHA-1 of
@@ -553,12 +543,7 @@ def memory(context: dict) -> dict:
 
 def latency(context: dict) -> dict:
     """Broker send to client receive, at paced broker rates."""
-    parameters, clients, broker, server = (
-        context["p"],
-        context["clients"],
-        context["broker"],
-        context["server"],
-    )
+    parameters, clients, broker, server = scenario_parts(context)
     checks: dict = {}
     channels = [f"latency-{number:03}" for number in range(parameters["channels"])]
     encoded = [channel.encode() for channel in channels]
@@ -644,12 +629,7 @@ def latency(context: dict) -> dict:
 
 def replay(context: dict) -> dict:
     """Sockets joining a channel that already holds its history: replayed messages per second."""
-    parameters, clients, broker, server = (
-        context["p"],
-        context["clients"],
-        context["broker"],
-        context["server"],
-    )
+    parameters, clients, broker, server = scenario_parts(context)
     checks: dict = {}
     history = parameters["history"]
     channel = "replay-000"

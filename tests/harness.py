@@ -268,3 +268,11 @@ def read_frame(raw: socket.socket) -> tuple[int, bytes]:
     elif length == 127:
         length = int.from_bytes(exactly(8), "big")
     return first & 0x0F, exactly(length)
+
+
+def occupy_port(port: int) -> socket.socket:
+    """A listening socket on ``port``, so that a monitor configured for it cannot bind it."""
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", port))
+    blocker.listen()
+    return blocker

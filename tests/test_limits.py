@@ -16,6 +16,7 @@ from .harness import (
     connect,
     free_port,
     masked_text_frame,
+    occupy_port,
     raw_websocket,
     read_frame,
     receive_json,
@@ -231,9 +232,7 @@ def test_any_origin_and_no_origin_allowed_by_default(monitor) -> None:
 def test_broker_socket_recovers_from_a_failed_bind(start_monitor, channel: str) -> None:
     """The ZeroMQ port is taken at start: WebSockets are served anyway, and the broker is bound later."""
     port = free_port()
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", port))
-    blocker.listen()
+    blocker = occupy_port(port)
     monitor = start_monitor({"zeromq_uri": ["127.0.0.1", port]}, wait=False)
     monitor.wait_log("Address already in use", timeout=20)
     assert "binding a new one in 0.2 s" in monitor.log()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 
@@ -18,6 +17,7 @@ from .harness import (
     MonitorProcess,
     connect,
     free_port,
+    occupy_port,
     receive_close,
     receive_json,
     subscribe_and_sync,
@@ -71,9 +71,7 @@ def test_healthz_ok_with_its_fields(monitor: MonitorProcess, broker: Broker, cha
 
 def test_healthz_is_503_while_the_broker_socket_cannot_bind(start_monitor, channel: str) -> None:
     port = free_port()
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", port))
-    blocker.listen()
+    blocker = occupy_port(port)
     monitor = start_monitor({"zeromq_uri": ["127.0.0.1", port]}, wait=False)
     monitor.wait_log("Address already in use", timeout=20)
     status, body, _ = wait_for(
