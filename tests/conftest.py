@@ -58,6 +58,15 @@ def start_monitor(tmp_path: Path) -> Iterator[Callable[..., MonitorProcess]]:
             process.stop()
 
 
+@pytest.fixture(autouse=True)
+def close_leftover_brokers() -> Iterator[None]:
+    """Close the broker sockets of a test that failed before closing them (see harness.Broker)."""
+    shared = set(Broker.open_brokers)
+    yield
+    for broker in Broker.open_brokers - shared:
+        broker.close()
+
+
 @pytest.fixture
 def channel() -> str:
     """A job id no other test uses."""

@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import websocket
 import yaml
@@ -141,9 +141,17 @@ class MonitorProcess:
 
 
 class Broker:
-    """Plays the ReCodEx broker: a ROUTER that connects and addresses ``recodex-monitor``."""
+    """Plays the ReCodEx broker: a ROUTER that connects and addresses ``recodex-monitor``.
+
+    Every broker still open when a test ends (it failed before ``close``) is closed by
+    conftest: left to the garbage collector, a context whose socket is still open blocks
+    for ever in its finalizer.
+    """
+
+    open_brokers: ClassVar[set[Broker]] = set()
 
     def __init__(self, address: str) -> None:
+        Broker.open_brokers.add(self)
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -166,6 +174,7 @@ class Broker:
         self.send_frames([part.encode("utf-8") for part in (channel, command, *task)])
 
     def close(self) -> None:
+        Broker.open_brokers.discard(self)
         self.socket.close(linger=0)
         self.context.term()
 
