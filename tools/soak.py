@@ -25,14 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import Broker, MonitorProcess, wait_for  # noqa: E402
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+from tests.harness import Broker, MonitorProcess, rss_kib, wait_for  # noqa: E402
 
 
 def health(monitor: MonitorProcess) -> dict:
