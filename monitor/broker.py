@@ -75,6 +75,11 @@ class BrokerListener:
     def alive(self) -> bool:
         return self._greenlet is not None and not self._greenlet.dead
 
+    @property
+    def up(self) -> bool:
+        """Running and bound: the broker's messages can arrive."""
+        return self.alive and self.bound
+
     def start(self) -> None:
         self._context = zmq.Context()
         self._greenlet = gevent.spawn(self._run)

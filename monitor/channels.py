@@ -144,6 +144,13 @@ class ChannelRegistry:
     def unwatched_count(self) -> int:
         return len(self._unwatched)
 
+    def counts_by_state(self) -> dict[str, int]:
+        """Channels with subscribers, without, and finished (in retention): every channel is one."""
+        finished = len(self._finished)
+        unwatched = len(self._unwatched)
+        watched = len(self.channels) - finished - unwatched
+        return {"watched": watched, "unwatched": unwatched, "finished": finished}
+
     def publish(self, message: Message) -> int:
         """Append ``message`` to its channel and hand its frame to every subscriber.
 

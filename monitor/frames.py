@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import struct
 
+OPCODE_CONTINUATION = 0x0
 OPCODE_TEXT = 0x1
+OPCODE_BINARY = 0x2
 OPCODE_CLOSE = 0x8
 OPCODE_PING = 0x9
 OPCODE_PONG = 0xA

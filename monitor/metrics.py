@@ -8,7 +8,7 @@ costs no metric-library call.  The process collector adds the standard
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -36,66 +36,51 @@ class MonitorCollector(Collector):
         yield GaugeMetricFamily(
             PREFIX + "websockets_open", "Open WebSocket connections.", value=monitor.open_sockets
         )
-        channels = GaugeMetricFamily(PREFIX + "channels", "Channels (jobs) held, by state.", labels=["state"])
-        finished = registry.finished_count
-        unwatched = registry.unwatched_count
-        channels.add_metric(["watched"], len(registry) - finished - unwatched)
-        channels.add_metric(["unwatched"], unwatched)
-        channels.add_metric(["finished"], finished)
-        yield channels
         yield GaugeMetricFamily(
             PREFIX + "broker_listener_up",
             "1 while the ZeroMQ listener is running and bound, else 0.",
-            value=int(monitor.listener.alive and monitor.listener.bound),
+            value=int(monitor.listener.up),
         )
-
-        received = CounterMetricFamily(
-            PREFIX + "broker_messages_received", "Broker messages received, by command.", labels=["command"]
+        channels = registry.counts_by_state()
+        yield _labelled(GaugeMetricFamily, "channels", "Channels (jobs) held, by state.", "state", channels)
+        yield _labelled(
+            CounterMetricFamily,
+            "broker_messages_received",
+            "Broker messages received, by command.",
+            "command",
+            stats.received,
         )
-        for command, count in sorted(stats.received.items()):
-            received.add_metric([command], count)
-        yield received
-        yield CounterMetricFamily(
-            PREFIX + "broker_messages_malformed",
-            "Broker messages dropped as malformed.",
-            value=stats.malformed,
-        )
-        yield CounterMetricFamily(
-            PREFIX + "broker_socket_failures",
-            "ZeroMQ socket failures (each followed by a new bind).",
-            value=monitor.listener.failures,
-        )
-        yield CounterMetricFamily(
-            PREFIX + "messages_delivered",
-            "Messages written to WebSockets (replays included).",
-            value=stats.delivered,
-        )
-        yield CounterMetricFamily(
-            PREFIX + "messages_replayed",
-            "Messages queued as replays for late subscribers.",
-            value=stats.replayed,
-        )
-        yield CounterMetricFamily(
-            PREFIX + "connections_opened", "WebSocket connections accepted.", value=stats.opened
-        )
-        closed = CounterMetricFamily(
-            PREFIX + "connections_closed",
+        yield _labelled(
+            CounterMetricFamily,
+            "connections_closed",
             "WebSocket connections ended or refused, by reason.",
-            labels=["reason"],
+            "reason",
+            stats.closed,
         )
-        for reason, count in sorted(stats.closed.items()):
-            closed.add_metric([reason], count)
-        yield closed
-        yield CounterMetricFamily(
-            PREFIX + "channels_expired",
-            "Channels dropped after retention or idle timeout.",
-            value=registry.expired,
-        )
-        yield CounterMetricFamily(
-            PREFIX + "channels_evicted",
-            "Channels evicted to stay within max_channels.",
-            value=registry.evicted,
-        )
+        for name, documentation, value in (
+            ("broker_messages_malformed", "Broker messages dropped as malformed.", stats.malformed),
+            (
+                "broker_socket_failures",
+                "ZeroMQ socket failures (each followed by a new bind).",
+                monitor.listener.failures,
+            ),
+            ("messages_delivered", "Messages written to WebSockets (replays included).", stats.delivered),
+            ("messages_replayed", "Messages queued as replays for late subscribers.", stats.replayed),
+            ("connections_opened", "WebSocket connections accepted.", stats.opened),
+            ("channels_expired", "Channels dropped after retention or idle timeout.", registry.expired),
+            ("channels_evicted", "Channels evicted to stay within max_channels.", registry.evicted),
+        ):
+            yield CounterMetricFamily(PREFIX + name, documentation, value=value)
+
+
+def _labelled(
+    family: type[Metric], name: str, documentation: str, label: str, values: Mapping[str, int]
+) -> Metric:
+    """One metric family with a sample per label value, in a stable order."""
+    metric = family(PREFIX + name, documentation, labels=[label])
+    for key, value in sorted(values.items()):
+        metric.add_metric([key], value)
+    return metric
 
 
 def install(monitor: Monitor) -> None:

@@ -18,7 +18,7 @@ def health(monitor: Monitor) -> tuple[dict[str, Any], int]:
     still serves its sockets but hears nothing from the broker: ``degraded`` (503).
     """
     listener = monitor.listener
-    ok = listener.alive and listener.bound
+    ok = listener.up
     last = listener.last_message_at
     document = {
         "status": "ok" if ok else "degraded",
@@ -37,14 +37,7 @@ def status(monitor: Monitor) -> dict[str, Any]:
     document, _ = health(monitor)
     registry = monitor.registry
     stats = monitor.stats
-    finished = registry.finished_count
-    unwatched = registry.unwatched_count
-    document["channels"] = {
-        "total": len(registry),
-        "watched": len(registry) - finished - unwatched,
-        "unwatched": unwatched,
-        "finished": finished,
-    }
+    document["channels"] = {"total": len(registry), **registry.counts_by_state()}
     document["messages"] = {
         "received": sum(stats.received.values()),
         "malformed": stats.malformed,

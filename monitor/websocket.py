@@ -31,7 +31,16 @@ from gevent.hub import get_hub
 from geventwebsocket.exceptions import WebSocketError
 from geventwebsocket.websocket import WebSocket
 
-from .frames import close_frame, pong_frame
+from .frames import (
+    OPCODE_BINARY,
+    OPCODE_CLOSE,
+    OPCODE_CONTINUATION,
+    OPCODE_PING,
+    OPCODE_PONG,
+    OPCODE_TEXT,
+    close_frame,
+    pong_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +58,6 @@ CLOSE_WRITE_TIMEOUT = 1.0
 # Clients send little (a job id, pongs, a close frame): small reads are enough.
 READ_SIZE = 4096
 _READ = 1  # libev's EV_READ
-
-OPCODE_CONTINUATION = 0x0
-OPCODE_TEXT = 0x1
-OPCODE_BINARY = 0x2
-OPCODE_CLOSE = 0x8
-OPCODE_PING = 0x9
-OPCODE_PONG = 0xA
 
 
 class ReadListener(Protocol):
@@ -88,13 +90,6 @@ class _Refuse(Exception):
 
 def _protocol_error(detail: str) -> _Refuse:
     return _Refuse(CLOSE_PROTOCOL_ERROR, "protocol error", f"client broke the protocol: {detail}")
-
-
-def is_valid_close_code(code: int) -> bool:
-    """Close codes a client may send (RFC 6455 section 7.4, as gevent-websocket checks them)."""
-    return not (
-        code < 1000 or 1004 <= code <= 1006 or 1012 <= code <= 1016 or code == 1100 or 2000 <= code <= 2999
-    )
 
 
 def unmask(payload: bytes, mask: bytes) -> bytes:
@@ -339,7 +334,7 @@ class MonitorWebSocket(WebSocket):
         code = CLOSE_NORMAL
         if len(payload) >= 2:
             code = int.from_bytes(payload[:2], "big")
-            if not is_valid_close_code(code):
+            if not self._is_valid_close_code(code):  # gevent-websocket's own rule
                 raise _protocol_error(f"close code {code}")
         elif payload:
             raise _protocol_error("1-byte close frame")
